@@ -66,15 +66,63 @@ def _committed(workdir: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def reference_run(env):
-  """The uninterrupted run: also the end-to-end test of main.py on the tiny config."""
+  """The uninterrupted run (also the end-to-end test of main.py on the tiny config), started
+  here and running beside the interrupted runs; call it to wait for it."""
   workdir = os.path.join(env["root"], "uninterrupted")
   proc = h.start_main(workdir, h.bindings(env["assets"]), env["cache"])
+
+  def finished() -> str:
+    assert _wait(proc, workdir) == 0, h.log_tail(workdir)
+    return workdir
+  yield finished
+  if proc.poll() is None:
+    proc.kill()
+
+
+def test_interrupted_runs_resume_exactly(reference_run, env):
+  workdir = os.path.join(env["root"], "interrupted")
+  args = (workdir, h.bindings(env["assets"]), env["cache"])
+  # 1. SIGINT once step 1 is logged: the step in flight finishes, a checkpoint is saved, exit 0.
+  proc = h.start_main(*args)
+  _wait_for(lambda: _rows_written(workdir) >= 1, proc, workdir, "step 1")
+  proc.send_signal(signal.SIGINT)
   assert _wait(proc, workdir) == 0, h.log_tail(workdir)
-  return workdir
+  stopped_at = _rows_written(workdir)
+  assert stopped_at < 8 and _committed(workdir)[-1] == stopped_at
+  assert not os.path.exists(os.path.join(workdir, "final_hf"))
+  # 2. kill -9 while step 4's checkpoint is being committed (its files written, the final
+  #    rename pending): step 4 is not committed; the previous checkpoint stays usable.
+  mark = os.path.join(env["root"], "MARK")
+  proc = h.start_main(*args, PRORL_TEST_PAUSE_COMMIT="4", PRORL_TEST_MARK=mark)
+  _wait_for(lambda: os.path.exists(mark), proc, workdir, "the commit of step 4")
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert "4.orbax-checkpoint-tmp" in os.listdir(os.path.join(workdir, "checkpoints"))
+  assert 4 not in _committed(workdir)
+  # 3. kill -9 during training, once step 7 is logged (the last checkpoint is 6 or earlier).
+  proc = h.start_main(*args)
+  _wait_for(lambda: _rows_written(workdir) >= 7, proc, workdir, "step 7")
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert max(_committed(workdir)) <= 6
+  # 4. Resume to the end.
+  proc = h.start_main(*args)
+  assert _wait(proc, workdir) == 0, h.log_tail(workdir)
+
+  reference = reference_run()
+  assert h.stable_rows(workdir) == h.stable_rows(reference)
+  ours, ref = h.read_safetensors(os.path.join(workdir, "final_hf")), h.read_safetensors(
+      os.path.join(reference, "final_hf"))
+  assert sorted(ours) == sorted(ref)
+  for name in ref:
+    assert ours[name].tobytes() == ref[name].tobytes(), name
+  for step in (6, 8):  # data-iterator states, reset history, counters, key
+    assert (read_extras(os.path.join(workdir, "checkpoints", str(step)))
+            == read_extras(os.path.join(reference, "checkpoints", str(step))))
 
 
 def test_main_end_to_end(reference_run, env):
-  workdir = reference_run
+  workdir = reference_run()
   rows = h.stable_rows(workdir)
   assert [r["step"] for r in rows] == list(range(1, 9))
   for name in ("critic/score/mean", "actor/pg_loss", "actor/kl_loss", "actor/entropy",
@@ -111,57 +159,32 @@ def test_main_end_to_end(reference_run, env):
     np.testing.assert_array_equal(orbax_params[name], value)
 
 
-def test_interrupted_runs_resume_exactly(reference_run, env):
-  workdir = os.path.join(env["root"], "interrupted")
-  args = (workdir, h.bindings(env["assets"]), env["cache"])
-  # 1. SIGINT once step 1 is logged: the step in flight finishes, a checkpoint is saved, exit 0.
-  proc = h.start_main(*args)
-  _wait_for(lambda: _rows_written(workdir) >= 1, proc, workdir, "step 1")
-  proc.send_signal(signal.SIGINT)
-  assert _wait(proc, workdir) == 0, h.log_tail(workdir)
-  stopped_at = _rows_written(workdir)
-  assert stopped_at < 8 and _committed(workdir)[-1] == stopped_at
-  assert not os.path.exists(os.path.join(workdir, "final_hf"))
-  # 2. kill -9 while step 4's checkpoint is being committed (its files written, the final
-  #    rename pending): step 4 is not committed; the previous checkpoint stays usable.
-  mark = os.path.join(env["root"], "MARK")
-  proc = h.start_main(*args, PRORL_TEST_PAUSE_COMMIT="4", PRORL_TEST_MARK=mark)
-  _wait_for(lambda: os.path.exists(mark), proc, workdir, "the commit of step 4")
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert "4.orbax-checkpoint-tmp" in os.listdir(os.path.join(workdir, "checkpoints"))
-  assert 4 not in _committed(workdir)
-  # 3. kill -9 during training, once step 7 is logged (the last checkpoint is 6 or earlier).
-  proc = h.start_main(*args)
-  _wait_for(lambda: _rows_written(workdir) >= 7, proc, workdir, "step 7")
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert max(_committed(workdir)) <= 6
-  # 4. Resume to the end.
-  proc = h.start_main(*args)
-  assert _wait(proc, workdir) == 0, h.log_tail(workdir)
-
-  assert h.stable_rows(workdir) == h.stable_rows(reference_run)
-  ours, ref = h.read_safetensors(os.path.join(workdir, "final_hf")), h.read_safetensors(
-      os.path.join(reference_run, "final_hf"))
-  assert sorted(ours) == sorted(ref)
-  for name in ref:
-    assert ours[name].tobytes() == ref[name].tobytes(), name
-  for step in (6, 8):  # data-iterator states, reset history, counters, key
-    assert (read_extras(os.path.join(workdir, "checkpoints", str(step)))
-            == read_extras(os.path.join(reference_run, "checkpoints", str(step))))
-
-
 @pytest.mark.parametrize("binding, culprit", [
     ("ResetPolicy.intervall = 3", "intervall"),
     ("NoSuchThing.x = 1", "NoSuchThing"),
     ("ResetPolicy.interval = -1", "ResetPolicy.interval"),
     ("RolloutConfig.group_size = 1", "RolloutConfig.group_size"),
+    ("run_job.job = 'sft'", "run_job.job"),
 ])
-def test_bad_binding_fails_at_start_up_naming_it(env, binding, culprit):
-  workdir = os.path.join(env["root"], "bad_" + culprit.replace(".", "_"))
-  proc = h.start_main(workdir, h.bindings(env["assets"]) + [binding], env["cache"])
+def test_bad_binding_fails_at_start_up_naming_it(env, tmp_path, binding, culprit):
+  import gin
+  from prorl_jax.main import parse_gin
+  from prorl_jax.training import jobs
+  try:
+    with pytest.raises(ValueError, match=culprit):  # unknown names: when parsing
+      parse_gin([os.path.join(h.REPO, "configs", "tiny_cpu.gin")],
+                h.bindings(env["assets"]) + [binding])
+      jobs.run_job(str(tmp_path / "run"))  # bad values: when the trainer is built
+  finally:
+    gin.clear_config()
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_main_exits_on_bad_binding_naming_it(env):
+  workdir = os.path.join(env["root"], "bad")
+  proc = h.start_main(workdir, h.bindings(env["assets"]) + ["ResetPolicy.interval = 0"],
+                      env["cache"])
   assert _wait(proc, workdir) != 0
   log = h.log_tail(workdir)
-  assert "bad configuration" in log and culprit in log, log
+  assert "bad configuration: ResetPolicy.interval" in log, log
   assert not os.path.exists(os.path.join(workdir, "checkpoints"))
