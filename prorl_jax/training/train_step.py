@@ -462,7 +462,7 @@ class TrainStep:
     # gradient itself came out finite.
     loss_ok = jnp.isfinite(metrics.pop("loss"))
     grads = jax.tree.map(lambda g: jnp.where(loss_ok, g, jnp.nan), grads)
-    metrics["actor/grad_norm"] = optax.global_norm(grads)  # before clipping (verl)
+    metrics["actor/grad_norm"] = optax.tree.norm(grads)  # before clipping (verl)
     before = _guard_count(opt_state)
     updates, new_opt_state = self.tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
@@ -508,6 +508,10 @@ class TrainStep:
     b, s = batch.tokens_BxS.shape
     num_groups = b // batch.group_size
     num_updates = num_updates_per_step(num_groups, self.config)
+    rows = (self.config.mini_batch_groups or num_groups) * batch.group_size
+    if self.config.micro_batch_rows and rows % self.config.micro_batch_rows:
+      raise ValueError(f"UpdateConfig.micro_batch_rows={self.config.micro_batch_rows} does not "
+                       f"divide the {rows} rows of a mini-batch")
     window = batch.window
     names = [n for n in _DATA_FIELDS if n != "group_B"]
 
