@@ -107,6 +107,17 @@ def reference_loss(graphdef, params, batch, rows, cfg: RefConfig, tau: float):
   return pg + cfg.kl_coef * kl - cfg.entropy_coef * h, terms
 
 
+def reference_value_and_grad(graphdef, params, batch, rows, cfg: RefConfig, tau: float):
+  """((loss, terms), grads) of `reference_loss` w.r.t. params (jitted: one XLA program)."""
+  fn = lambda p: reference_loss(graphdef, p, batch, rows, cfg, tau)
+  return jax.jit(jax.value_and_grad(fn, has_aux=True))(params)
+
+
+def reference_logp(graphdef, params, batch, tau: float):
+  """`reference_logp_entropy(...)[0]` as numpy, jitted."""
+  return np.asarray(jax.jit(lambda p: reference_logp_entropy(graphdef, p, batch, tau)[0])(params))
+
+
 def host_copy(tree):
   """A numpy copy of every leaf (params passed to `update` are donated)."""
   return jax.tree.map(lambda x: np.array(x, copy=True), tree)
