@@ -10,6 +10,7 @@ same command again resumes from the latest checkpoint there.
 
 from __future__ import annotations
 
+import logging as py_logging
 import os
 import sys
 
@@ -52,9 +53,17 @@ def parse_gin(config_files: list[str], bindings: list[str]) -> None:
   gin.parse_config_files_and_bindings(config_files, bindings)
 
 
+class _QuietOrbax(py_logging.Filter):
+  """Drops orbax's per-save INFO lines (dozens per checkpoint); its warnings still show."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_QuietOrbax())
   from prorl_jax.training import distributed  # noqa: PLC0415
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   configs = _CONFIG.value or [DEFAULT_CONFIG]

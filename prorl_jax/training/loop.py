@@ -322,6 +322,7 @@ class Trainer:
     ref = jax.block_until_ready(self.train_step.logprobs(self.reference, batch))
     timing["timing_s/ref"] = time.perf_counter() - t0
     batch = batch.replace(old_logprobs_BxS=old, ref_logprobs_BxS=ref)
+    self.last_batch = batch  # the step's device batch (tests, debugging)
     diff = np.asarray(jax.device_get(_logprob_diff(old, sampler_lp, fields["loss_mask_BxS"])))
     metrics = rollout_step.rollout_metrics(rb, fields)
     t0 = time.perf_counter()
