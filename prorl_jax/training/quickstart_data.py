@@ -93,10 +93,21 @@ def _word_sequence_reversal(entry: Mapping[str, Any]) -> str:
 
 
 def _arithmetic(entry: Mapping[str, Any]) -> str:
+  """Left to right, one operation per step: "4 - 1 - 7" -> "4 - 1 = 3, 3 - 7 = -4"."""
   expression = entry["metadata"].get("expression")
   if expression is None:  # basic_arithmetic: "Calculate <expression>."
     expression = entry["question"].split("Calculate", 1)[-1].strip().rstrip(".")
-  return f"{expression} = {entry['answer']}"
+  tokens = expression.split()
+  if len(tokens) < 3 or len(tokens) % 2 == 0 or any(op not in "+-" for op in tokens[1::2]):
+    return f"{expression} = {entry['answer']}"   # not a plain +/- chain: one step
+  steps, value = [], int(tokens[0])
+  for op, term in zip(tokens[1::2], tokens[2::2]):
+    new = value + int(term) if op == "+" else value - int(term)
+    steps.append(f"{value} {op} {term} = {new}")
+    value = new
+  if str(value) != str(entry["answer"]).strip():
+    raise ValueError(f"worked answer {value} != gold {entry['answer']!r} for {expression!r}")
+  return ", ".join(steps)
 
 
 # task name -> the <think> content of its worked answer
@@ -112,7 +123,8 @@ QUICKSTART_TASKS = (
     TaskSpec("leg_counting", "logic", (("min_animals", 1), ("max_animals", 2),
                                        ("min_instances", 1), ("max_instances", 3))),
     TaskSpec("family_relationships", "logic", (("min_family_size", 3), ("max_family_size", 4))),
-    TaskSpec("word_sequence_reversal", "logic", (("min_words", 3), ("max_words", 3))),
+    TaskSpec("chain_sum", "logic", (("min_terms", 2), ("max_terms", 3), ("min_digits", 1),
+                                    ("max_digits", 1))),
     TaskSpec("basic_arithmetic", "math", (("min_terms", 2), ("max_terms", 2),
                                           ("min_digits", 1), ("max_digits", 2),
                                           ("operators", ("+", "-")),

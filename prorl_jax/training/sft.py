@@ -5,7 +5,8 @@ builds its base the same way at toy scale: `train_sft` fits a policy to (prompt,
 pairs, the loss counting only completion tokens (the closing EOS included, so the policy learns
 to stop).
 
-Layout of one example (right-padded to S = `SFTConfig.max_length`):
+Layout of one example (right-padded to S <= `SFTConfig.max_length`: each batch is cut to its
+longest example rounded up to a multiple of `SFTConfig.length_bucket`):
     tokens     [chat-rendered prompt][completion][EOS][pad ...]
     positions  0 .. L-1 then 0
     loss mask  1 where the next token is a completion or EOS token
@@ -48,6 +49,8 @@ class SFTConfig:
     weight_decay: AdamW weight decay.
     grad_clip_norm: global-norm gradient clipping (None: off).
     max_length: S, prompt + completion + EOS tokens; longer pairs are dropped.
+    length_bucket: each batch is cut to its longest pair rounded up to a multiple of this
+      (fewer padded tokens; one compiled program per bucket).
     seed: the order of the pairs.
     log_every: updates between log lines (0: none).
   """
@@ -58,13 +61,14 @@ class SFTConfig:
   weight_decay: float = 0.0
   grad_clip_norm: float | None = 1.0
   max_length: int = 160
+  length_bucket: int = 32
   seed: int = 0
   log_every: int = 50
 
   def __post_init__(self):
     def bad(field: str, why: str):
       raise ValueError(f"SFTConfig.{field}={getattr(self, field)!r}: {why}")
-    for field in ("steps", "batch_size", "max_length"):
+    for field in ("steps", "batch_size", "max_length", "length_bucket"):
       if getattr(self, field) < 1:
         bad(field, "must be >= 1")
     if not self.learning_rate > 0:
@@ -176,6 +180,7 @@ def train_sft(model: Decoder, tokenizer: Any, pairs: Sequence[Mapping[str, Any]]
   """
   data = tokenize_pairs(tokenizer, pairs, config.max_length)
   n = data.tokens_NxS.shape[0]
+  lengths_N = data.attention_mask_NxS.sum(axis=1)
   arrays = (data.tokens_NxS, data.positions_NxS, data.attention_mask_NxS, data.loss_mask_NxS)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx = make_sft_optimizer(config)
@@ -197,7 +202,9 @@ def train_sft(model: Decoder, tokenizer: Any, pairs: Sequence[Mapping[str, Any]]
     if order.size < config.batch_size:
       order = np.concatenate([order, rng.permutation(n)])
     idx, order = order[:config.batch_size], order[config.batch_size:]
-    params, opt_state, loss = step(params, opt_state, *(a[idx] for a in arrays))
+    width = min(config.max_length,
+                -(-int(lengths_N[idx].max()) // config.length_bucket) * config.length_bucket)
+    params, opt_state, loss = step(params, opt_state, *(a[idx, :width] for a in arrays))
     losses.append(loss)
     if log_fn is not None and config.log_every and (i + 1) % config.log_every == 0:
       log_fn(f"sft step {i + 1}/{config.steps}: loss {float(loss):.4f} "
