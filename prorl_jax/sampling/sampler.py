@@ -199,24 +199,13 @@ class Sampler:
 
 
 def _constrain_cache(cache: kv_cache.KVCache, rules: sharding.Rules) -> kv_cache.KVCache:
-  kv_axes = ("batch", "cache_length", "act_kv_heads", None)
+  k_axes = ("batch", "act_kv_heads", None, "cache_length")  # kv_cache layout [B, K, Dh, S]
+  v_axes = ("batch", "act_kv_heads", "cache_length", None)  # [B, K, S, Dh]
   return kv_cache.KVCache(
-      k=tuple(sharding.constrain(x, kv_axes, rules) for x in cache.k),
-      v=tuple(sharding.constrain(x, kv_axes, rules) for x in cache.v),
+      k=tuple(sharding.constrain(x, k_axes, rules) for x in cache.k),
+      v=tuple(sharding.constrain(x, v_axes, rules) for x in cache.v),
       valid_BxS=sharding.constrain(cache.valid_BxS, ("batch", "cache_length"), rules),
       index_B=sharding.constrain(cache.index_B, ("batch",), rules))
-
-
-def _grow_cache(cache: kv_cache.KVCache, length: int) -> kv_cache.KVCache:
-  """The cache with `length` slots (new slots empty/invalid); unchanged if already that long."""
-  extra = length - cache.max_length
-  if extra == 0:
-    return cache
-  if extra < 0:
-    raise ValueError(f"cannot shrink the KV cache from {cache.max_length} to {length} slots")
-  pad = lambda x: jnp.pad(x, [(0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 2))
-  return kv_cache.KVCache(k=tuple(pad(x) for x in cache.k), v=tuple(pad(x) for x in cache.v),
-                          valid_BxS=pad(cache.valid_BxS), index_B=cache.index_B)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "group_size", "cache_length", "config",
@@ -247,7 +236,7 @@ def _grow(state: decode_loop.DecodeState, *, cache_length: int, rules
           ) -> decode_loop.DecodeState:
   """The state with its cache grown to `cache_length` slots (a copy; the next segment)."""
   return dataclasses.replace(
-      state, cache=_constrain_cache(_grow_cache(state.cache, cache_length), rules))
+      state, cache=_constrain_cache(state.cache.grow(cache_length), rules))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "limit", "config", "rules"),
