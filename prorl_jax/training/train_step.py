@@ -237,12 +237,15 @@ class TrainStep:
       return jax.tree.map(jnp.asarray, batch)
     return jax.device_put(batch, self.batch_shardings(batch))
 
-  def _call(self, kind: str, fn, args: tuple, in_sh: tuple, out_sh: Any, donate: tuple):
+  def _call(self, kind: str, fn, args: tuple, shardings, donate: tuple):
+    """Runs `fn(*args)` jitted, compiled once per (kind, argument structure and shapes);
+    `shardings()` gives (in_shardings, out_shardings) on a mesh (evaluated once)."""
     key = (kind, jax.tree.structure(args), tuple(np.shape(x) for x in jax.tree.leaves(args)))
     if key not in self._jitted:
       if self.mesh is None:
         self._jitted[key] = jax.jit(fn, donate_argnums=donate)
       else:
+        in_sh, out_sh = shardings()
         self._jitted[key] = jax.jit(fn, in_shardings=in_sh, out_shardings=out_sh,
                                     donate_argnums=donate)
     if self.mesh is None:
@@ -294,9 +297,10 @@ class TrainStep:
       logp_BxS = jnp.pad(logp_BxW, ((0, 0), (start, s - start - width)))
       return jnp.where(batch.loss_mask_BxS, logp_BxS, 0.0)
 
-    out_sh = None if self.mesh is None else self.batch_shardings(batch).old_logprobs_BxS
-    return self._call("logprobs", fn, (params, batch),
-                      (self.param_shardings(params), self.batch_shardings(batch)), out_sh, ())
+    def shardings():
+      batch_sh = self.batch_shardings(batch)
+      return (self.param_shardings(params), batch_sh), batch_sh.old_logprobs_BxS
+    return self._call("logprobs", fn, (params, batch), shardings, ())
 
   # ---------------------------------------------------------------------------------- update
 
@@ -434,9 +438,8 @@ class TrainStep:
       out["actor/num_updates"] = jnp.asarray(num_updates, jnp.int32)
       return params, opt_state, out
 
-    in_sh = out_sh = None
-    if self.mesh is not None:
+    def shardings():
       p_sh, o_sh = self.param_shardings(params), self.opt_state_shardings(params)
-      in_sh = (p_sh, o_sh, self.batch_shardings(batch), self._replicated())
-      out_sh = (p_sh, o_sh, self._replicated())
-    return self._call("update", fn, (params, opt_state, batch, key), in_sh, out_sh, (0, 1))
+      return ((p_sh, o_sh, self.batch_shardings(batch), self._replicated()),
+              (p_sh, o_sh, self._replicated()))
+    return self._call("update", fn, (params, opt_state, batch, key), shardings, (0, 1))
