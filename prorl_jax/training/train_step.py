@@ -333,10 +333,7 @@ class TrainStep:
     """Gradient of the mini-batch `mb` (accumulated over micro-batches) and one optimizer step."""
     cfg = self.config
     m, s = mb["tokens_BxS"].shape
-    rows = cfg.micro_batch_rows or m
-    if m % rows:
-      raise ValueError(f"UpdateConfig.micro_batch_rows={cfg.micro_batch_rows} does not divide "
-                       f"the {m} rows of a mini-batch")
+    rows = cfg.micro_batch_rows or m  # divides m: checked in `update`
     k = m // rows
     start, width = window
     # Normalizers of the WHOLE mini-batch, shared by every micro-batch (spec §1 step 6).
