@@ -1,7 +1,14 @@
 """The key/value cache of the decoder: a plain pytree a jitted sampler can carry.
 
-Layout: for each of the L layers, K and V buffers [B, S, K, Dh] (S = the cache length), plus
-`valid_BxS` (which slots hold a real token) and `index_B` (the next slot each row writes).
+Layout, head-major so a decode step reads the cache with no transpose (measured on XLA:CPU,
+see README "Sampler"): for each of the L layers,
+  keys   [B, K, Dh, S]  (S = the cache length, minor): q·kᵀ is a plain [G·T, Dh] x [Dh, S]
+                        matmul per (row, kv head);
+  values [B, K, S, Dh]: p·v is a plain [G·T, S] x [S, Dh] matmul per (row, kv head);
+plus `valid_BxS` (which slots hold a real token) and `index_B` (the next slot each row writes).
+(Keys stored [B, K, S, Dh] make XLA:CPU either copy-transpose them every step or run the
+transposed-operand matmul ~8x slower than the read of the keys.)
+
 A forward call with T new tokens writes them at slots index_B[b] .. index_B[b]+T-1 of row b
 (writes past S are dropped), marks a slot valid iff its token's attention mask is 1, and
 advances index_B by T. A query attends to the valid slots at or before its own slot, so a
@@ -29,8 +36,8 @@ class KVCache:
   """Per-layer K/V buffers and slot bookkeeping (see module docstring).
 
   Attributes:
-    k: L arrays [B, S, K, Dh] of keys (after RoPE), cache dtype.
-    v: L arrays [B, S, K, Dh] of values, cache dtype.
+    k: L arrays [B, K, Dh, S] of keys (after RoPE), cache dtype.
+    v: L arrays [B, K, S, Dh] of values, cache dtype.
     valid_BxS: bool, slot holds a real (unmasked) token.
     index_B: int32, the next slot each row writes.
   """
@@ -51,6 +58,23 @@ class KVCache:
     """Each row repeated n times in place ([b0, b0, ..., b1, b1, ...]), like jnp.repeat."""
     return jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), self)
 
+  def grow(self, length: int) -> KVCache:
+    """The cache with `length` slots (new slots empty and invalid); itself if that long already.
+
+    Raises:
+      ValueError: `length` is shorter than the cache.
+    """
+    extra = length - self.max_length
+    if extra < 0:
+      raise ValueError(f"cannot shrink the KV cache from {self.max_length} to {length} slots")
+    if extra == 0:
+      return self
+    pad_k = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, extra)))
+    pad_v = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, extra), (0, 0)))
+    return KVCache(k=tuple(pad_k(x) for x in self.k), v=tuple(pad_v(x) for x in self.v),
+                   valid_BxS=jnp.pad(self.valid_BxS, ((0, 0), (0, extra))),
+                   index_B=self.index_B)
+
   def num_valid_B(self) -> jax.Array:
     """int32 [B]: real tokens already in the cache per row."""
     return jnp.sum(self.valid_BxS, axis=1, dtype=jnp.int32)
@@ -67,15 +91,33 @@ def init_cache(config: ModelConfig, batch_size: int, max_length: int,
     dtype: K/V dtype; default the model's compute dtype.
   """
   dtype = dtype or config.dtype
-  shape = (batch_size, max_length, config.num_kv_heads, config.head_dim)
-  zeros = lambda: tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers))
-  return KVCache(k=zeros(), v=zeros(),
-                 valid_BxS=jnp.zeros((batch_size, max_length), jnp.bool_),
-                 index_B=jnp.zeros((batch_size,), jnp.int32))
+  b, kv, dh, s = batch_size, config.num_kv_heads, config.head_dim, max_length
+  layers = range(config.num_layers)
+  return KVCache(k=tuple(jnp.zeros((b, kv, dh, s), dtype) for _ in layers),
+                 v=tuple(jnp.zeros((b, kv, s, dh), dtype) for _ in layers),
+                 valid_BxS=jnp.zeros((b, s), jnp.bool_),
+                 index_B=jnp.zeros((b,), jnp.int32))
 
 
-def write(buf_BxSxKxDh: jax.Array, new_BxTxKxDh: jax.Array, slots_BxT: jax.Array) -> jax.Array:
-  """buf with row b's T new entries written at slots_BxT[b]; out-of-range slots dropped."""
-  rows_Bx1 = jnp.arange(buf_BxSxKxDh.shape[0])[:, None]
-  return buf_BxSxKxDh.at[rows_Bx1, slots_BxT].set(
-      new_BxTxKxDh.astype(buf_BxSxKxDh.dtype), mode="drop")
+def _row_head_slot(slots_BxT: jax.Array, num_heads: int):
+  """Broadcastable (row [B,1,1], head [1,K,1], slot [B,1,T]) scatter indices."""
+  return (jnp.arange(slots_BxT.shape[0])[:, None, None], jnp.arange(num_heads)[None, :, None],
+          slots_BxT[:, None, :])
+
+
+def write_keys(k_BxKxDhxS: jax.Array, new_BxKxTxDh: jax.Array, slots_BxT: jax.Array
+               ) -> jax.Array:
+  """Keys with row b's T new keys (every head) written at slots_BxT[b] (out-of-range slots
+  dropped). An in-place scatter when the buffer is a loop carry or donated."""
+  rows, heads, slots = _row_head_slot(slots_BxT, k_BxKxDhxS.shape[1])
+  # Advanced indices around a slice: the indexed shape is [B, K, T] + [Dh] (numpy rules).
+  return k_BxKxDhxS.at[rows, heads, :, slots].set(
+      new_BxKxTxDh.astype(k_BxKxDhxS.dtype), mode="drop")
+
+
+def write_values(v_BxKxSxDh: jax.Array, new_BxKxTxDh: jax.Array, slots_BxT: jax.Array
+                 ) -> jax.Array:
+  """Values with row b's T new values written at slots_BxT[b] (as `write_keys`)."""
+  rows, heads, slots = _row_head_slot(slots_BxT, v_BxKxSxDh.shape[1])
+  return v_BxKxSxDh.at[rows, heads, slots].set(
+      new_BxKxTxDh.astype(v_BxKxSxDh.dtype), mode="drop")
