@@ -25,7 +25,6 @@ Loss per update (spec §3, §4): L = pg_loss + β·kl − entropy_coef·H, each 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import gin
@@ -43,6 +42,11 @@ from prorl_jax.algorithms import loss_aggregation, policy_loss
 from prorl_jax.sampling.rollouts import TrainingBatch
 from prorl_jax.training import logprobs as logprobs_lib
 from prorl_jax.training import optimizer as opt_lib
+from prorl_jax.training.actor_batch import (DATA_FIELDS, ActorBatch, actor_batch,
+                                            advantages_to_columns)
+
+__all__ = ["ActorBatch", "TrainStep", "UpdateConfig", "actor_batch", "advantages_to_columns",
+           "minibatch_rows", "num_updates_per_step"]
 
 
 @gin.configurable
@@ -105,118 +109,6 @@ class UpdateConfig:
         bad(field, "must be >= 0")
     if self.ppo_epochs < 1:
       bad("ppo_epochs", "must be >= 1")
-
-
-_DATA_FIELDS = ("tokens_BxS", "positions_BxS", "attention_mask_BxS", "targets_BxS",
-                "loss_mask_BxS", "old_logprobs_BxS", "ref_logprobs_BxS", "advantages_BxS",
-                "group_B")
-
-
-@functools.partial(jax.tree_util.register_dataclass, data_fields=list(_DATA_FIELDS),
-                   meta_fields=["group_size", "prompt_width"])
-@dataclasses.dataclass(frozen=True)
-class ActorBatch:
-  """The actor's input for one RL step: B = N·G rows in the `sampling.TrainingBatch` layout.
-
-  A pytree (jax.tree_util.register_dataclass): the arrays are leaves, `group_size` and
-  `prompt_width` are static metadata.
-
-  Attributes:
-    tokens_BxS, positions_BxS, targets_BxS: int32 [B, S] (`targets[:, s] = tokens[:, s + 1]`).
-    attention_mask_BxS, loss_mask_BxS: bool [B, S]; the loss mask is 1 at the columns whose
-      target is a response token.
-    old_logprobs_BxS, ref_logprobs_BxS: float32 [B, S], log π_old / log π_ref of the targets
-      (0 off-mask), from `TrainStep.logprobs`.
-    advantages_BxS: float32 [B, S], each row's advantage at its loss columns (0 off-mask).
-    group_B: int32 [B], the group (prompt) of each row: rows b·G .. b·G + G − 1 form group b.
-    group_size: G (static).
-    prompt_width: P (static): the loss columns lie in the window [P − 1, S − 1), where the LM
-      head is applied; None = apply it to all S columns.
-  """
-  tokens_BxS: Any
-  positions_BxS: Any
-  attention_mask_BxS: Any
-  targets_BxS: Any
-  loss_mask_BxS: Any
-  old_logprobs_BxS: Any
-  ref_logprobs_BxS: Any
-  advantages_BxS: Any
-  group_B: Any
-  group_size: int = 1
-  prompt_width: int | None = None
-
-  def replace(self, **changes) -> ActorBatch:
-    return dataclasses.replace(self, **changes)
-
-  @property
-  def window(self) -> tuple[int, int]:
-    """(start, width) of the LM-head columns: (P − 1, S − P), or (0, S) without P."""
-    s = self.tokens_BxS.shape[1]
-    if self.prompt_width is None:
-      return 0, s
-    return self.prompt_width - 1, s - self.prompt_width
-
-  def check(self) -> None:
-    """Raises ValueError naming the field whose shape or dtype is wrong (host-side check)."""
-    b, s = self.tokens_BxS.shape
-    for name in _DATA_FIELDS:
-      x = getattr(self, name)
-      want = (b,) if name == "group_B" else (b, s)
-      if tuple(x.shape) != want:
-        raise ValueError(f"ActorBatch.{name} has shape {tuple(x.shape)}, expected {want}")
-    if self.group_size < 1 or b % self.group_size:
-      raise ValueError(f"ActorBatch: B={b} rows are not a multiple of group_size="
-                       f"{self.group_size}")
-    if self.prompt_width is not None and not 1 <= self.prompt_width < s:
-      raise ValueError(f"ActorBatch.prompt_width={self.prompt_width} not in [1, S={s})")
-
-
-def advantages_to_columns(tb: TrainingBatch | ActorBatch, advantages_BxT: Any) -> np.ndarray:
-  """Places response-aligned advantages [B, T] (token t of the response) at the loss columns
-  P − 1 + t of the [B, S] layout; float32, 0 off-mask."""
-  mask = np.asarray(tb.loss_mask_BxS, bool)
-  b, s = mask.shape
-  p = tb.prompt_width
-  adv = np.asarray(advantages_BxT, np.float32)
-  if adv.shape != (b, s - p):
-    raise ValueError(f"advantages_BxT shape {adv.shape} != (B, T) = {(b, s - p)}")
-  out = np.zeros((b, s), np.float32)
-  out[:, p - 1:s - 1] = adv
-  return np.where(mask, out, 0.0).astype(np.float32)
-
-
-def actor_batch(tb: TrainingBatch, advantages_BxT: Any = None, old_logprobs_BxS: Any = None,
-                ref_logprobs_BxS: Any = None) -> ActorBatch:
-  """The `ActorBatch` of a `TrainingBatch` (host numpy; old/ref may be device arrays).
-
-  Args:
-    tb: from `sampling.training_batch`; rows must come in whole contiguous groups of equal
-      size (as `training_batch` lays them out, also after `Rollouts.take_groups`).
-    advantages_BxT: float [B, T] response-aligned advantages; None = zeros.
-    old_logprobs_BxS, ref_logprobs_BxS: [B, S] from `TrainStep.logprobs`; None = zeros (fill
-      them in later with `ActorBatch.replace`).
-
-  Raises:
-    ValueError: rows not grouped contiguously in equal groups, or bad shapes.
-  """
-  groups = np.asarray(tb.prompt_index_B)
-  b, s = tb.tokens_BxS.shape
-  n = len(np.unique(groups))
-  if n == 0 or b % n or not np.array_equal(groups, np.repeat(np.unique(groups), b // n)):
-    raise ValueError("actor_batch: rows must form contiguous groups of equal size "
-                     f"(prompt_index_B = {groups[:16].tolist()}...)")
-  zeros = np.zeros((b, s), np.float32)
-  adv = zeros if advantages_BxT is None else advantages_to_columns(tb, advantages_BxT)
-  batch = ActorBatch(
-      tokens_BxS=tb.tokens_BxS, positions_BxS=tb.positions_BxS,
-      attention_mask_BxS=tb.attention_mask_BxS, targets_BxS=tb.targets_BxS,
-      loss_mask_BxS=tb.loss_mask_BxS,
-      old_logprobs_BxS=zeros if old_logprobs_BxS is None else old_logprobs_BxS,
-      ref_logprobs_BxS=zeros if ref_logprobs_BxS is None else ref_logprobs_BxS,
-      advantages_BxS=adv, group_B=(np.arange(b) // (b // n)).astype(np.int32),
-      group_size=b // n, prompt_width=tb.prompt_width)
-  batch.check()
-  return batch
 
 
 def num_updates_per_step(num_groups: int, config: UpdateConfig) -> int:
@@ -337,18 +229,23 @@ class TrainStep:
     return jax.jit(self.tx.init, out_shardings=self.opt_state_shardings(params))(params)
 
   def place_batch(self, batch: ActorBatch) -> ActorBatch:
-    """The batch as device arrays (sharded over rows on a mesh). Host arrays must hold the
-    full batch on every process; global jax.Arrays are resharded."""
+    """The batch as device arrays (sharded over rows on a mesh); float fields as float32,
+    integer fields as int32. Host arrays must hold the full batch on every process; global
+    jax.Arrays are resharded."""
+    batch = batch.normalized_dtypes()
     if self.mesh is None:
       return jax.tree.map(jnp.asarray, batch)
     return jax.device_put(batch, self.batch_shardings(batch))
 
-  def _call(self, kind: str, fn, args: tuple, in_sh: tuple, out_sh: Any, donate: tuple):
+  def _call(self, kind: str, fn, args: tuple, shardings, donate: tuple):
+    """Runs `fn(*args)` jitted, compiled once per (kind, argument structure and shapes);
+    `shardings()` gives (in_shardings, out_shardings) on a mesh (evaluated once)."""
     key = (kind, jax.tree.structure(args), tuple(np.shape(x) for x in jax.tree.leaves(args)))
     if key not in self._jitted:
       if self.mesh is None:
         self._jitted[key] = jax.jit(fn, donate_argnums=donate)
       else:
+        in_sh, out_sh = shardings()
         self._jitted[key] = jax.jit(fn, in_shardings=in_sh, out_shardings=out_sh,
                                     donate_argnums=donate)
     if self.mesh is None:
@@ -400,9 +297,10 @@ class TrainStep:
       logp_BxS = jnp.pad(logp_BxW, ((0, 0), (start, s - start - width)))
       return jnp.where(batch.loss_mask_BxS, logp_BxS, 0.0)
 
-    out_sh = None if self.mesh is None else self.batch_shardings(batch).old_logprobs_BxS
-    return self._call("logprobs", fn, (params, batch),
-                      (self.param_shardings(params), self.batch_shardings(batch)), out_sh, ())
+    def shardings():
+      batch_sh = self.batch_shardings(batch)
+      return (self.param_shardings(params), batch_sh), batch_sh.old_logprobs_BxS
+    return self._call("logprobs", fn, (params, batch), shardings, ())
 
   # ---------------------------------------------------------------------------------- update
 
@@ -413,6 +311,10 @@ class TrainStep:
     start, width = window
     win = {n: jax.lax.slice_in_dim(x, start, start + width, axis=1) for n, x in mb.items()}
     mask = win["loss_mask_BxS"]
+    # Off-mask values never matter, not even a NaN there (it would reach the gradient through
+    # the masked product's derivative).
+    for n in ("old_logprobs_BxS", "ref_logprobs_BxS", "advantages_BxS"):
+      win[n] = jnp.where(mask, win[n], 0.0)
     agg = dict(loss_agg_mode=cfg.loss_agg_mode, norm_constant=width, **norms)
     pg, metrics = policy_loss.ppo_policy_loss(
         logp, win["old_logprobs_BxS"], win["advantages_BxS"], mask, clip_low=cfg.clip_low,
@@ -431,10 +333,7 @@ class TrainStep:
     """Gradient of the mini-batch `mb` (accumulated over micro-batches) and one optimizer step."""
     cfg = self.config
     m, s = mb["tokens_BxS"].shape
-    rows = cfg.micro_batch_rows or m
-    if m % rows:
-      raise ValueError(f"UpdateConfig.micro_batch_rows={cfg.micro_batch_rows} does not divide "
-                       f"the {m} rows of a mini-batch")
+    rows = cfg.micro_batch_rows or m  # divides m: checked in `update`
     k = m // rows
     start, width = window
     # Normalizers of the WHOLE mini-batch, shared by every micro-batch (spec §1 step 6).
@@ -463,9 +362,15 @@ class TrainStep:
     loss_ok = jnp.isfinite(metrics.pop("loss"))
     grads = jax.tree.map(lambda g: jnp.where(loss_ok, g, jnp.nan), grads)
     metrics["actor/grad_norm"] = optax.tree.norm(grads)  # before clipping (verl)
+    # Accumulated in float32; handed to the optimizer in the parameters' dtype.
+    grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
     before = _guard_count(opt_state)
     updates, new_opt_state = self.tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
+    # Keep the carried dtypes (a scan carry) whatever the optimizer promotes to.
+    same_dtype = lambda new, old: jax.tree.map(lambda n, o: n.astype(o.dtype), new, old)
+    new_params, new_opt_state = (same_dtype(new_params, params),
+                                 same_dtype(new_opt_state, opt_state))
     if before is not None:
       skipped = _guard_count(new_opt_state) - before
     else:
@@ -513,7 +418,7 @@ class TrainStep:
       raise ValueError(f"UpdateConfig.micro_batch_rows={self.config.micro_batch_rows} does not "
                        f"divide the {rows} rows of a mini-batch")
     window = batch.window
-    names = [n for n in _DATA_FIELDS if n != "group_B"]
+    names = [n for n in DATA_FIELDS if n != "group_B"]
 
     def fn(params, opt_state, batch, key):
       rows_UxM = minibatch_rows(key, num_groups, batch.group_size, self.config)
@@ -530,9 +435,8 @@ class TrainStep:
       out["actor/num_updates"] = jnp.asarray(num_updates, jnp.int32)
       return params, opt_state, out
 
-    in_sh = out_sh = None
-    if self.mesh is not None:
+    def shardings():
       p_sh, o_sh = self.param_shardings(params), self.opt_state_shardings(params)
-      in_sh = (p_sh, o_sh, self.batch_shardings(batch), self._replicated())
-      out_sh = (p_sh, o_sh, self._replicated())
-    return self._call("update", fn, (params, opt_state, batch, key), in_sh, out_sh, (0, 1))
+      return ((p_sh, o_sh, self.batch_shardings(batch), self._replicated()),
+              (p_sh, o_sh, self._replicated()))
+    return self._call("update", fn, (params, opt_state, batch, key), shardings, (0, 1))

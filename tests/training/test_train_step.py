@@ -73,8 +73,8 @@ def step(setup):
 def test_update_equals_reference_gradient_and_metrics(setup, step):
   graphdef, params, batch = setup
   rows = np.arange(N * G)
-  (_, terms), ref_grad = helpers.reference_value_and_grad(graphdef, params, batch, rows, REF,
-                                                          TAU)
+  (_, terms), ref_grad = helpers.reference_value_and_grad(graphdef, batch, REF, TAU)(params,
+                                                                                     rows)
   p0 = helpers.host_copy(params)
   opt_state = step.init_opt_state(params)
   new_params, opt_state, metrics = step.update(helpers.host_copy(params), opt_state, batch,
@@ -135,34 +135,36 @@ def test_minibatches_take_whole_groups_and_cover_each_epoch():
     ts_lib.num_updates_per_step(5, cfg)
 
 
-def test_two_minibatches_are_two_sequential_optimizer_updates(setup):
+def test_minibatches_and_epochs_are_sequential_optimizer_updates(setup):
   graphdef, params, batch = setup
   cfg = ts_lib.UpdateConfig(clip_low=0.2, clip_high=0.28, kl_coef=0.0, kl_clamp=10.0,
-                            mini_batch_groups=N // 2, micro_batch_rows=2)
+                            mini_batch_groups=N // 2, micro_batch_rows=2, ppo_epochs=2)
   ref_cfg = helpers.RefConfig(clip_low=0.2, clip_high=0.28)
-  lr0, lr1 = 0.5, 0.4
-  tx = _sgd(learning_rate=lr0, schedule="linear",
+  lrs = (0.5, 0.4, 0.3, 0.2)
+  tx = _sgd(learning_rate=lrs[0], schedule="linear",
             schedule_kwargs={"end_value": 0.1, "transition_steps": 4})
   step = ts_lib.TrainStep(graphdef, tx, cfg, temperature=TAU)
   key = jax.random.key(11)
   mbs = np.asarray(ts_lib.minibatch_rows(key, N, G, cfg))
-  assert mbs.shape == (2, N * G // 2)
-  # Reference: two plain SGD steps on the two mini-batches, in order.
+  assert mbs.shape == (4, N * G // 2)      # 2 epochs x 2 mini-batches of N/2 whole groups
+  # Reference: four plain SGD steps on the mini-batches, in order, with the schedule's lr.
+  ref_vg = helpers.reference_value_and_grad(graphdef, batch, ref_cfg, TAU)
   ref = params
-  for rows, lr in zip(mbs, (lr0, lr1)):
-    _, grad = helpers.reference_value_and_grad(graphdef, ref, batch, rows, ref_cfg, TAU)
+  for rows, lr in zip(mbs, lrs):
+    _, grad = ref_vg(ref, rows)
     ref = jax.tree.map(lambda p, g: p - lr * g, ref, grad)
   opt_state = step.init_opt_state(params)
   new_params, opt_state, metrics = step.update(helpers.host_copy(params), opt_state, batch, key)
   for got, want in zip(jax.tree.leaves(new_params), jax.tree.leaves(ref)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-6)
-  assert int(metrics["actor/num_updates"]) == 2
+  assert int(metrics["actor/num_updates"]) == 4
   counts = [s.count for s in jax.tree.leaves(
       opt_state, is_leaf=lambda x: isinstance(x, optax.InjectStatefulHyperparamsState))
       if isinstance(s, optax.InjectStatefulHyperparamsState)]
-  assert [int(c) for c in counts] == [2]
-  np.testing.assert_allclose(float(opt_lib.current_learning_rate(opt_state)), lr1, rtol=1e-6)
-  np.testing.assert_allclose(float(metrics["actor/lr"]), lr1, rtol=1e-6)
+  assert [int(c) for c in counts] == [4]
+  np.testing.assert_allclose(float(opt_lib.current_learning_rate(opt_state)), lrs[-1],
+                             rtol=1e-6)
+  np.testing.assert_allclose(float(metrics["actor/lr"]), lrs[-1], rtol=1e-6)
 
 
 def test_bad_config_and_batch_fail_naming_the_culprit(setup):

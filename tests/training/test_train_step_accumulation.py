@@ -67,7 +67,7 @@ def test_k_microbatches_equal_one_full_batch(mode):
     return  # the token-mean full batch is checked against the reference in test_train_step.py
   # And the full batch is the reference full-batch gradient step (SGD, lr 1).
   ref_cfg = helpers.RefConfig(kl_coef=0.05, mode=mode)
-  _, grad = helpers.reference_value_and_grad(graphdef, params, batch, np.arange(8), ref_cfg,
-                                             TAU)
+  _, grad = helpers.reference_value_and_grad(graphdef, batch, ref_cfg, TAU)(params,
+                                                                          np.arange(8))
   for f, p, g in zip(jax.tree.leaves(full), jax.tree.leaves(p0), jax.tree.leaves(grad)):
     np.testing.assert_allclose(f - p, -np.asarray(g), rtol=1e-4, atol=2e-6)

@@ -69,9 +69,9 @@ class RefConfig:
 
 
 def reference_loss(graphdef, params, batch, rows, cfg: RefConfig, tau: float):
-  """(total loss, dict of terms) of the mini-batch `rows` (a numpy index array)."""
+  """(total loss, dict of terms) of the mini-batch `rows` (an int index array, may be traced)."""
   logp, ent = reference_logp_entropy(graphdef, params, batch, tau)
-  pick = lambda x: jnp.asarray(np.asarray(x)[rows], jnp.float32)
+  pick = lambda x: jnp.asarray(np.asarray(x), jnp.float32)[rows]
   logp, ent = logp[rows], ent[rows]
   m, old, adv, ref = (pick(batch.loss_mask_BxS), pick(batch.old_logprobs_BxS),
                       pick(batch.advantages_BxS), pick(batch.ref_logprobs_BxS))
@@ -107,10 +107,10 @@ def reference_loss(graphdef, params, batch, rows, cfg: RefConfig, tau: float):
   return pg + cfg.kl_coef * kl - cfg.entropy_coef * h, terms
 
 
-def reference_value_and_grad(graphdef, params, batch, rows, cfg: RefConfig, tau: float):
-  """((loss, terms), grads) of `reference_loss` w.r.t. params (jitted: one XLA program)."""
-  fn = lambda p: reference_loss(graphdef, p, batch, rows, cfg, tau)
-  return jax.jit(jax.value_and_grad(fn, has_aux=True))(params)
+def reference_value_and_grad(graphdef, batch, cfg: RefConfig, tau: float):
+  """A jitted (params, rows) -> ((loss, terms), grads) of `reference_loss` w.r.t. params."""
+  fn = lambda p, rows: reference_loss(graphdef, p, batch, rows, cfg, tau)
+  return jax.jit(jax.value_and_grad(fn, has_aux=True))
 
 
 def reference_logp(graphdef, params, batch, tau: float):
