@@ -50,6 +50,7 @@ def parse_gin(config_files: list[str], bindings: list[str]) -> None:
   for path in config_files:
     if not os.path.isfile(path):
       raise FileNotFoundError(f"--config {path}: no such file")
+  gin.add_config_file_search_path(REPO)  # `include 'configs/x.gin'` from any directory
   gin.parse_config_files_and_bindings(config_files, bindings)
 
 

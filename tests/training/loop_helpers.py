@@ -30,8 +30,12 @@ def make_assets(directory: str) -> dict[str, Any]:
                      hidden_size=32, num_layers=1, intermediate_size=64)
 
 
+TINY_CONFIG = os.path.join(REPO, "configs", "tiny_cpu.gin")
+
+
 def bindings(assets: dict[str, Any], **overrides: Any) -> list[str]:
-  """gin bindings of a short tiny run on `assets`; `overrides` are 'Name.field' -> value."""
+  """gin bindings (over configs/tiny_cpu.gin) of a short tiny run on `assets`; `overrides`
+  are 'Name.field' -> value."""
   values: dict[str, Any] = {
       "run_job.setup": None,
       "TrainerConfig.model_dir": assets["model_dir"],
@@ -50,6 +54,7 @@ def bindings(assets: dict[str, Any], **overrides: Any) -> list[str]:
       "SamplingConfig.prompt_buckets": (96,),
       "LengthRewardConfig.truncated_reward": None,
       "RolloutConfig.advantage_estimator": "reinforce_pp_baseline",
+      "UpdateConfig.mini_batch_groups": 0,  # one update per step (layout-independent)
       "make_optimizer.learning_rate": 1e-2,
       "ResetPolicy.interval": 3,
       "ValidationConfig.every_steps": 4,
@@ -122,7 +127,7 @@ def start_main(workdir: str, gin_bindings: list[str], cache_dir: str, *,
   """`python -m prorl_jax.main` in a subprocess (stdout+stderr to `log`, default
   `<workdir>.log`)."""
   args = [sys.executable, "-c", textwrap.dedent(CHILD), "--workdir", workdir,
-          "--config", config or os.path.join(REPO, "configs", "tiny_cpu.gin")]
+          "--config", config or TINY_CONFIG]
   for b in gin_bindings:
     args += ["--gin_bindings", b]
   args += list(flags)

@@ -36,7 +36,7 @@ def trainer(tmp_path_factory):
   gin.clear_config()
   # The bindings of test_loop_resume.py but for host-side settings: the programs compiled here
   # go to the session's persistent cache and its subprocess runs load them.
-  parse_gin([], h.bindings(assets, **{
+  parse_gin([h.TINY_CONFIG], h.bindings(assets, **{
       "TrainerConfig.num_steps": 2, "TrainerConfig.checkpoint_every": 100,
       "TrainerConfig.export_final_hf": False, "ResetPolicy.interval": 2,
       "ValidationConfig.every_steps": 0}))

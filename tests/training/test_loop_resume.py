@@ -172,7 +172,7 @@ def test_bad_binding_fails_at_start_up_naming_it(env, tmp_path, binding, culprit
   from prorl_jax.training import jobs
   try:
     with pytest.raises(ValueError, match=culprit):  # unknown names: when parsing
-      parse_gin([os.path.join(h.REPO, "configs", "tiny_cpu.gin")],
+      parse_gin([h.TINY_CONFIG],
                 h.bindings(env["assets"]) + [binding])
       jobs.run_job(str(tmp_path / "run"))  # bad values: when the trainer is built
   finally:
