@@ -36,6 +36,7 @@ import sys
 from collections.abc import Sequence
 
 from prorl_jax.evaluation import novelty as nv
+from prorl_jax.evaluation.jsonl import iter_string_field
 from prorl_jax.evaluation import plots
 from prorl_jax.evaluation import report as rp
 from prorl_jax.evaluation.metrics_log import MetricsLogError, read_metrics_jsonl
@@ -135,26 +136,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
   return 0
 
 
-def _read_responses(path: str, field: str) -> list[str]:
-  texts = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise CliError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})"
-                       ) from None
-      if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
-        raise CliError(f"{path}:{line_no}: expected an object with a string field {field!r}")
-      texts.append(obj[field])
-  return texts
-
-
 def _cmd_novelty(args: argparse.Namespace) -> int:
   index = nv.NgramIndex.from_files(args.corpus, args.n, args.corpus_field)
-  result = nv.mean_novelty(_read_responses(args.responses, args.field), index)
+  result = nv.mean_novelty(list(iter_string_field(args.responses, args.field, CliError)), index)
   result.update(corpus_ngrams=len(index), corpus_documents=index.num_documents)
   print(json.dumps(result))
   return 0

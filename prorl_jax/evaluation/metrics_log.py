@@ -9,12 +9,13 @@ step >= its own (the series keeps what the resumed run logged). Lines that are b
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any
 
 import numpy as np
+
+from prorl_jax.evaluation.jsonl import iter_json_lines
 
 REF_RESETS = "prorl/ref_resets"
 
@@ -104,25 +105,17 @@ def read_metrics_jsonl(path: str | os.PathLike[str]) -> MetricsLog:
   path = os.fspath(path)
   records: list[dict[str, Any]] = []
   lines: list[int] = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise MetricsLogError(f"{path}:{line_no}: not valid JSON ({e.msg} at column "
-                              f"{e.colno})") from None
-      if not isinstance(record, dict):
-        raise MetricsLogError(f"{path}:{line_no}: expected a JSON object, got "
-                              f"{type(record).__name__}")
-      step = record.get("step")
-      if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise MetricsLogError(f"{path}:{line_no}: field 'step': expected an int >= 0, got "
-                              f"{step!r}")
-      while records and records[-1]["step"] >= step:  # a resumed run re-logs these steps
-        records.pop()
-        lines.pop()
-      records.append(record)
-      lines.append(line_no)
+  for line_no, record in iter_json_lines(path, MetricsLogError):
+    if not isinstance(record, dict):
+      raise MetricsLogError(f"{path}:{line_no}: expected a JSON object, got "
+                            f"{type(record).__name__}")
+    step = record.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+      raise MetricsLogError(f"{path}:{line_no}: field 'step': expected an int >= 0, got "
+                            f"{step!r}")
+    while records and records[-1]["step"] >= step:  # a resumed run re-logs these steps
+      records.pop()
+      lines.pop()
+    records.append(record)
+    lines.append(line_no)
   return MetricsLog(path=path, records=tuple(records), line_numbers=tuple(lines))

@@ -27,12 +27,13 @@ Responses shorter than n words have no n-grams and get None.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
+
+from prorl_jax.evaluation.jsonl import iter_string_field
 
 DEFAULT_N = 5
 WORD_RE = re.compile(r"\w+")
@@ -118,7 +119,7 @@ class NgramIndex:
       for path in paths:
         path = os.fspath(path)
         if path.endswith(".jsonl"):
-          yield from _jsonl_documents(path, jsonl_field)
+          yield from ([t] for t in iter_string_field(path, jsonl_field, CorpusError))
         else:
           with open(path, encoding="utf-8") as f:
             yield f
@@ -142,21 +143,6 @@ class NgramIndex:
     fewer than n words."""
     hits = self.found(text)
     return float(1.0 - hits.mean()) if hits.size else None
-
-
-def _jsonl_documents(path: str, field: str) -> Iterator[list[str]]:
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise CorpusError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})"
-                         ) from None
-      if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
-        raise CorpusError(f"{path}:{line_no}: expected an object with a string field {field!r}")
-      yield [obj[field]]
 
 
 def mean_novelty(texts: Iterable[str], index: NgramIndex) -> dict[str, float | int | None]:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prorl_jax.data.schema import DOMAINS
+from prorl_jax.evaluation.jsonl import iter_json_lines
 
 FIELDS = ("dataset", "domain", "prompt_id", "sample_idx", "score", "response_length", "truncated")
 
@@ -110,16 +111,8 @@ def read_samples_jsonl(path: str | os.PathLike[str]) -> list[SampleResult]:
     SampleError: a line that is not JSON or not a valid row; the message names path:line.
   """
   rows = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      source = f"{os.fspath(path)}:{line_no}"
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise SampleError(f"{source}: not valid JSON ({e.msg} at column {e.colno})") from None
-      rows.append(parse_sample(obj, source))
+  for line_no, obj in iter_json_lines(path, SampleError):
+    rows.append(parse_sample(obj, f"{os.fspath(path)}:{line_no}"))
   return rows
 
 

@@ -85,7 +85,8 @@ class Sampler:
     return reshard_for_sampling(params, self.mesh, self.rules)
 
   def generate(self, params: Any, prompts: Sequence[Sequence[int]], group_size: int,
-               key: jax.Array, config: SamplingConfig | None = None) -> Rollouts:
+               key: jax.Array, config: SamplingConfig | None = None,
+               prompt_index: Sequence[int] | None = None) -> Rollouts:
     """Samples `group_size` responses for every prompt.
 
     Args:
@@ -94,12 +95,17 @@ class Sampler:
       group_size: G >= 1.
       key: a PRNG key (`jax.random.key(seed)`); same key and inputs -> same rollouts.
       config: overrides the sampler's default `SamplingConfig` for this call.
+      prompt_index: N distinct ints >= 0 naming each prompt's random streams: response g of
+        prompt i draws from `fold_in(key, prompt_index[i] * G + g)`. Default `0 .. N-1` (row b
+        uses row id b). A caller that splits one batch over several calls or processes passes
+        each prompt's position in the whole batch, so the rollouts do not depend on the split.
     Returns:
       `Rollouts` with B = N·G rows (row b answers prompt b // G).
     Raises:
       ValueError: no prompts, an empty prompt (names its index), group_size < 1, a token id
-        outside the vocabulary (names the prompt), or a prompt longer than the largest
-        configured prompt bucket.
+        outside the vocabulary (names the prompt), a prompt longer than the largest
+        configured prompt bucket, or a `prompt_index` of the wrong length or with negative or
+        repeated values.
     """
     cfg = config or self.config
     if group_size < 1:
@@ -128,8 +134,19 @@ class Sampler:
     mask_NxP[n:, -1] = True
     plen_N = np.concatenate([lengths_N, np.ones(n_pad - n, np.int32)])
     live_N = np.arange(n_pad) < n
+    if prompt_index is None:
+      index_N = np.arange(n_pad, dtype=np.int32)
+    else:
+      index = np.asarray(prompt_index, np.int64).reshape(-1)
+      if index.size != n or (n and index.min() < 0) or np.unique(index).size != n:
+        raise ValueError(f"generate: prompt_index must be {n} distinct ints >= 0, got "
+                         f"{index[:8].tolist()}{'...' if index.size > 8 else ''}")
+      if int(index.max()) + n_pad >= 2**31 // max(group_size, 1):
+        raise ValueError("generate: prompt_index values too large for int32 row ids")
+      # Padding prompts take ids past every real one (their rows are discarded).
+      index_N = np.concatenate([index, index.max() + 1 + np.arange(n_pad - n)]).astype(np.int32)
 
-    inputs = (tokens_NxP, mask_NxP, plen_N, live_N)
+    inputs = (tokens_NxP, mask_NxP, plen_N, live_N, index_N)
     if self.mesh is not None:
       inputs = tuple(jax.device_put(x, self._batch_sharding(x.ndim)) for x in inputs)
     segments = cfg.segment_lengths(width)
@@ -193,7 +210,8 @@ def _constrain_cache(cache: kv_cache.KVCache, rules: sharding.Rules) -> kv_cache
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "group_size", "cache_length", "config",
                                              "rules", "model_config"))
-def _prefill(graphdef, params, tokens_NxP, mask_NxP, plen_N, live_N, key, *, group_size: int,
+def _prefill(graphdef, params, tokens_NxP, mask_NxP, plen_N, live_N, index_N, key, *,
+             group_size: int,
              cache_length: int, config: SamplingConfig, rules, model_config
              ) -> decode_loop.DecodeState:
   """Prefills N prompts once, repeats cache rows G times, samples response token 0."""
@@ -206,7 +224,8 @@ def _prefill(graphdef, params, tokens_NxP, mask_NxP, plen_N, live_N, key, *, gro
   g = group_size
   cache = _constrain_cache(cache.repeat(g), rules)
   logits_BxV = jnp.repeat(logits_NxV, g, axis=0)
-  row_ids_B = jnp.arange(n * g, dtype=jnp.int32)
+  row_ids_B = (jnp.repeat(index_N, g, axis=0) * g
+               + jnp.tile(jnp.arange(g, dtype=jnp.int32), n)).astype(jnp.int32)
   row_keys_B = token_sampling.row_keys(key, row_ids_B)
   return decode_loop.first_state(logits_BxV, cache, jnp.repeat(plen_N, g, axis=0),
                                  jnp.repeat(live_N, g, axis=0), row_keys_B, config)
