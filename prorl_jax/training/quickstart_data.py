@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -88,6 +89,19 @@ def _family_relationships(entry: Mapping[str, Any]) -> str:
   return f"{meta['person1']} to {meta['person2']}"
 
 
+def _aiw_siblings(entry: Mapping[str, Any]) -> str:
+  """"X has 5 sisters and she also has 3 brothers. How many sisters does Y's brother have?":
+  X's sisters plus X herself."""
+  m = re.search(r"has (\d+) sisters", entry["question"])
+  if entry["metadata"].get("task_type") != "siblings" or m is None:
+    raise ValueError(f"aiw entry: only the siblings task type has worked answers: "
+                     f"{entry['question'][:80]!r}")
+  sisters = int(m.group(1))
+  if str(sisters + 1) != str(entry["answer"]):
+    raise ValueError(f"aiw worked answer {sisters + 1} != gold {entry['answer']!r}")
+  return f"{sisters} sisters + 1 = {sisters + 1}"
+
+
 def _word_sequence_reversal(entry: Mapping[str, Any]) -> str:
   return ", ".join(entry["metadata"]["words"])
 
@@ -114,6 +128,7 @@ def _arithmetic(entry: Mapping[str, Any]) -> str:
 _WORKED: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "leg_counting": _leg_counting,
     "family_relationships": _family_relationships,
+    "aiw": _aiw_siblings,
     "word_sequence_reversal": _word_sequence_reversal,
     "basic_arithmetic": _arithmetic,
     "chain_sum": _arithmetic,
@@ -122,11 +137,12 @@ _WORKED: dict[str, Callable[[Mapping[str, Any]], str]] = {
 QUICKSTART_TASKS = (
     TaskSpec("leg_counting", "logic", (("min_animals", 1), ("max_animals", 2),
                                        ("min_instances", 1), ("max_instances", 3))),
-    TaskSpec("family_relationships", "logic", (("min_family_size", 3), ("max_family_size", 4))),
+    TaskSpec("aiw", "logic", (("task_types", ("siblings",)), ("task_type_weights", (1.0,)),
+                              ("max_entities", 6))),
     TaskSpec("chain_sum", "logic", (("min_terms", 2), ("max_terms", 3), ("min_digits", 1),
                                     ("max_digits", 1))),
     TaskSpec("basic_arithmetic", "math", (("min_terms", 2), ("max_terms", 2),
-                                          ("min_digits", 1), ("max_digits", 2),
+                                          ("min_digits", 1), ("max_digits", 1),
                                           ("operators", ("+", "-")),
                                           ("allow_parentheses", False),
                                           ("allow_negation", False))),
@@ -170,6 +186,9 @@ def generate_entries(task: TaskSpec, n: int, seed: int) -> list[dict[str, Any]]:
   """
   import reasoning_gym  # pylint: disable=g-import-not-at-top
   config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in task.config}
+  if task.name == "aiw" and "task_types" in config:  # reasoning-gym wants its enum here
+    from reasoning_gym.logic.aiw import TaskType  # pylint: disable=g-import-not-at-top
+    config["task_types"] = [TaskType(t) for t in config["task_types"]]
   with contextlib.redirect_stdout(sys.stderr):
     dataset = reasoning_gym.create_dataset(task.name, size=n, seed=seed, **config)
     entries = [json.loads(json.dumps(dataset[i])) for i in range(n)]
