@@ -52,7 +52,9 @@ DATA_DIR, BASE_DIR, EVAL_DIR = "data", "base", "eval"
 SUMMARY_FILE = "quickstart_summary.json"
 TRAINING_CURVES_PNG = "training_curves.png"
 RUN_METRICS = (
-    ("critic/score/mean", "reward (mean verifier score)"),
+    # every response generated this step (critic/score/mean covers only the groups dynamic
+    # sampling kept, a population that shifts as groups become all-correct or all-wrong)
+    ("rollout/score_all/mean", "reward (mean verifier score, all responses)"),
     ("prorl/kept_group_frac", "dynamic sampling: kept group fraction"),
     ("actor/kl_loss", "KL loss (k2)"),
     ("actor/entropy", "entropy"),
