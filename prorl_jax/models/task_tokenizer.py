@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from prorl_jax.models.tiny import CHAT_TEMPLATE, IM_END, IM_START, PAD
+from prorl_jax.models.tiny import IM_END, IM_START, PAD, chat_tokenizer
 
 MARKER_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
 DIGIT_PATTERN = r" ?[0-9]"  # one digit, with the space before it if any
@@ -48,7 +48,6 @@ def make_task_tokenizer(corpus: Iterable[str], *, vocab_size: int = 512,
       corpus.
   """
   from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-  from transformers import PreTrainedTokenizerFast
   specials = [PAD, IM_START, IM_END]
   alphabet = pre_tokenizers.ByteLevel.alphabet()
   floor = len(alphabet) + len(specials) + len(marker_tokens)
@@ -70,9 +69,4 @@ def make_task_tokenizer(corpus: Iterable[str], *, vocab_size: int = 512,
   # Added after training (the trainer rebuilds the vocabulary); matched before the BPE runs,
   # so a marker is never split.
   tok.add_tokens([AddedToken(m, special=False, normalized=False) for m in marker_tokens])
-  fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=IM_END, pad_token=PAD,
-                                 padding_side="left")
-  fast.chat_template = CHAT_TEMPLATE
-  if path is not None:
-    fast.save_pretrained(os.fspath(path))
-  return fast
+  return chat_tokenizer(tok, path)

@@ -45,7 +45,6 @@ def make_tiny_tokenizer(path: str | os.PathLike | None = None, *, vocab_size: in
   tokenizer is `save_pretrained` there (AutoTokenizer loads it back).
   """
   from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-  from transformers import PreTrainedTokenizerFast
   tok = Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = decoders.ByteLevel()
@@ -53,6 +52,13 @@ def make_tiny_tokenizer(path: str | os.PathLike | None = None, *, vocab_size: in
       vocab_size=vocab_size, special_tokens=[PAD, IM_START, IM_END], show_progress=False,
       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
   tok.train_from_iterator(_corpus(), trainer)
+  return chat_tokenizer(tok, path)
+
+
+def chat_tokenizer(tok: Any, path: str | os.PathLike | None = None) -> Any:
+  """A trained `tokenizers.Tokenizer` as a transformers fast tokenizer with this module's chat
+  template, EOS `IM_END`, PAD `PAD` and left padding; saved to `path` when given."""
+  from transformers import PreTrainedTokenizerFast
   fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=IM_END, pad_token=PAD,
                                  padding_side="left")
   fast.chat_template = CHAT_TEMPLATE
