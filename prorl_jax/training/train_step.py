@@ -201,12 +201,18 @@ class TrainStep:
 
   def opt_state_shardings(self, params: Any) -> Any:
     """NamedSharding tree of the optimizer state: parameter-shaped leaves (moments) as their
-    parameter, everything else (counts, lr, guard counters) replicated. None without a mesh."""
+    parameter; everything else replicated: counts, lr, guard counters, and leaves that mirror
+    the parameter tree with other shapes (Adafactor's factored row/column moments, which are
+    small). None without a mesh."""
     if self.mesh is None:
       return None
     abstract = jax.eval_shape(self.tx.init, params)
-    return optax.tree_map_params(self.tx, lambda _, s: s, abstract, self.param_shardings(params),
-                                 transform_non_params=lambda _: self._replicated())
+    replicated = self._replicated()
+
+    def like_param(leaf, param_sharding, param):
+      return param_sharding if tuple(leaf.shape) == tuple(param.shape) else replicated
+    return optax.tree_map_params(self.tx, like_param, abstract, self.param_shardings(params),
+                                 params, transform_non_params=lambda _: replicated)
 
   def batch_shardings(self, batch: ActorBatch) -> Any:
     """Rows over the 'batch' rule's mesh axes (where they divide B), other dims replicated."""

@@ -183,3 +183,34 @@ def test_bad_config_and_batch_fail_naming_the_culprit(setup):
                           ts_lib.UpdateConfig(micro_batch_rows=3), temperature=TAU)
   with pytest.raises(ValueError, match="micro_batch_rows"):
     step.update(params, step.init_opt_state(params), batch, jax.random.key(0))
+
+
+def test_adafactor_state_on_a_mesh_equals_no_mesh(setup):
+  """Adafactor's factored moments mirror the parameter tree with other shapes (a [V, D]
+  embedding has a [V] row and a [D] column moment): they are replicated, full-shape leaves take
+  their parameter's sharding, and the update equals the one without a mesh."""
+  from prorl_jax import sharding
+  graphdef, params, batch = setup
+  tx = opt_lib.make_optimizer("adafactor", learning_rate=1e-2)
+  plain = ts_lib.TrainStep(graphdef, tx, CFG, temperature=TAU)
+  meshed = ts_lib.TrainStep(graphdef, tx, CFG, temperature=TAU,
+                            mesh=sharding.make_mesh(data=1, fsdp=1, tensor=1))
+  out = {}
+  for name, st in (("plain", plain), ("meshed", meshed)):
+    p = st.place_params(helpers.host_copy(params))
+    o = st.init_opt_state(p)
+    p, o, _ = st.update(p, o, batch, jax.random.key(0))
+    out[name] = (p, o)
+  embed_shape = np.shape(params["embed"][...])
+  ranks = {}
+  for leaf in jax.tree.leaves(out["meshed"][1]):
+    if hasattr(leaf, "sharding") and leaf.ndim:
+      ranks.setdefault(leaf.ndim, []).append(len(leaf.sharding.spec))
+      assert len(leaf.sharding.spec) <= leaf.ndim, (leaf.shape, leaf.sharding)
+  assert 1 in ranks  # factored (rank-1) moments exist and were placed
+  assert any(leaf.shape == embed_shape for leaf in jax.tree.leaves(out["meshed"][1]))
+  for a, b in zip(jax.tree.leaves(out["meshed"][0]), jax.tree.leaves(out["plain"][0])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+  moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+              for a, b in zip(jax.tree.leaves(out["plain"][0]), jax.tree.leaves(params)))
+  assert moved > 1e-4
