@@ -47,7 +47,6 @@ from prorl_jax.models import Decoder, ModelConfig, load_hf_checkpoint, load_toke
 from prorl_jax.models import save_hf_checkpoint
 from prorl_jax.rewards.length import length_schedule_on
 from prorl_jax.sampling import Sampler
-from prorl_jax.training import checkpoint as ckpt_lib
 from prorl_jax.training import configurables as cfgs
 from prorl_jax.training import distributed, flops, rollout_step
 from prorl_jax.training import optimizer as opt_lib

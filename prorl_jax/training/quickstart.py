@@ -39,11 +39,10 @@ from flax import nnx
 
 from prorl_jax.data.readers import read_records
 from prorl_jax.evaluation import plots
-from prorl_jax.evaluation import report as rp
 from prorl_jax.evaluation.checkpoint_eval import SUMMARY_JSON, evaluate_checkpoints
 from prorl_jax.evaluation.config import EvalConfig
 from prorl_jax.evaluation.metrics_log import read_metrics_jsonl
-from prorl_jax.models import Decoder, ModelConfig, load_tokenizer, save_hf_checkpoint
+from prorl_jax.models import Decoder, ModelConfig, save_hf_checkpoint
 from prorl_jax.models.task_tokenizer import make_task_tokenizer
 from prorl_jax.training import quickstart_data as qd
 from prorl_jax.training.sft import SFTConfig, train_sft
@@ -128,9 +127,7 @@ def build_data(workdir: str, config: QuickstartConfig) -> dict[str, str]:
   """Phase 1: the puzzles (skipped when <workdir>/data/manifest.json exists). Returns the
   file paths (`quickstart_data.write_quickstart_data`)."""
   out = os.path.join(workdir, DATA_DIR)
-  names = {"train": qd.TRAIN_FILE, "heldout": qd.HELDOUT_FILE, "sft": qd.SFT_FILE,
-           "manifest": qd.MANIFEST_FILE}
-  paths = {k: os.path.join(out, v) for k, v in names.items()}
+  paths = qd.data_paths(out)
   if os.path.isfile(paths["manifest"]):
     return paths
   data = qd.build_quickstart_data(config.task_specs(), train_per_task=config.train_per_task,
@@ -328,7 +325,7 @@ def run_quickstart(workdir: str, print_fn: Callable[[str], None] = print) -> dic
   with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
     json.dump(head, f, indent=1)
   print_fn(format_headline(head, summary["config"]))
-  print_fn(f"[quickstart] wall time: " + ", ".join(
+  print_fn("[quickstart] wall time: " + ", ".join(
       f"{k} {v:.0f} s" for k, v in head["timing_s"].items()))
   logging.info("quickstart summary: %s", os.path.join(workdir, SUMMARY_FILE))
   return head

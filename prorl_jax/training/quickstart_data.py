@@ -37,6 +37,7 @@ import numpy as np
 
 from prorl_jax.data.readers import write_jsonl
 from prorl_jax.data.schema import Record, parse_record
+from prorl_jax.evaluation.jsonl import iter_json_lines
 
 LICENCE = "Apache-2.0 (reasoning-gym)"
 LOGIC_INSTRUCTION = "Give your final answer inside <answer></answer> tags."
@@ -257,14 +258,19 @@ def build_quickstart_data(tasks: Sequence[TaskSpec] = QUICKSTART_TASKS, *, train
   return QuickstartData(train=train, heldout=heldout, sft=sft, report=report)
 
 
+def data_paths(out_dir: str) -> dict[str, str]:
+  """{"train", "heldout", "sft", "manifest"} -> the file paths under `out_dir`."""
+  return {key: os.path.join(out_dir, name) for key, name in
+          (("train", TRAIN_FILE), ("heldout", HELDOUT_FILE), ("sft", SFT_FILE),
+           ("manifest", MANIFEST_FILE))}
+
+
 def write_quickstart_data(data: QuickstartData, out_dir: str, *,
                           extra_manifest: Mapping[str, Any] | None = None) -> dict[str, str]:
   """Writes train.jsonl, heldout.jsonl, sft.jsonl and manifest.json under `out_dir` (created);
   returns {"train", "heldout", "sft", "manifest"} -> path."""
   os.makedirs(out_dir, exist_ok=True)
-  paths = {key: os.path.join(out_dir, name) for key, name in
-           (("train", TRAIN_FILE), ("heldout", HELDOUT_FILE), ("sft", SFT_FILE),
-            ("manifest", MANIFEST_FILE))}
+  paths = data_paths(out_dir)
   write_jsonl(data.train, paths["train"])
   write_jsonl(data.heldout, paths["heldout"])
   with open(paths["sft"], "w", encoding="utf-8") as f:
@@ -281,17 +287,10 @@ def read_sft_pairs(path: str) -> list[dict[str, str]]:
   """sft.jsonl -> [{"id", "prompt", "completion"}]. Raises ValueError naming path:line on a
   line that is not such an object."""
   pairs = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
-      if not (isinstance(obj, dict) and isinstance(obj.get("prompt"), str)
-              and isinstance(obj.get("completion"), str)):
-        raise ValueError(f"{path}:{line_no}: expected an object with string 'prompt' and "
-                         "'completion'")
-      pairs.append(obj)
+  for line_no, obj in iter_json_lines(path):
+    if not (isinstance(obj, dict) and isinstance(obj.get("prompt"), str)
+            and isinstance(obj.get("completion"), str)):
+      raise ValueError(f"{path}:{line_no}: expected an object with string 'prompt' and "
+                       "'completion'")
+    pairs.append(obj)
   return pairs
