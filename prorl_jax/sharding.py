@@ -164,6 +164,14 @@ def state_shardings(tree: Any, mesh: jax.sharding.Mesh, rules: Rules = TRAIN_RUL
       is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
+def batch_sharding(mesh: jax.sharding.Mesh, ndim: int, rules: Rules = TRAIN_RULES, *,
+                   shape: Sequence[int] | None = None) -> NamedSharding:
+  """Rows (dim 0) over the mesh axes of the 'batch' rule, the other `ndim - 1` dims replicated;
+  with `shape`, mesh axes whose size does not divide the row count are skipped."""
+  return NamedSharding(mesh, logical_to_spec(("batch",) + (None,) * (ndim - 1), rules,
+                                             mesh=mesh, shape=shape))
+
+
 def shard_pytree(tree: Any, shardings: Any) -> Any:
   """Places `tree` on `shardings` (a matching pytree or prefix of NamedShardings).
 

@@ -148,7 +148,6 @@ def bench_1p5b(args: argparse.Namespace) -> dict:
   model_flops = flops.training_flops(shape, [s] * b)
   sec = statistics.median(times)
   dev = jax.devices()[0]
-  peak = flops.peak_flops_per_device(dev.device_kind)
   stats = dev.memory_stats() or {}
   return {
       "mode": "1p5b", "shape_overrides": json.loads(args.shape_overrides),
@@ -159,7 +158,8 @@ def bench_1p5b(args: argparse.Namespace) -> dict:
       "update_s_median": sec, "update_s_all": times, "logprob_forward_s": logprob_s,
       "model_tflops_per_update": model_flops / 1e12,
       "achieved_tflops_per_s": model_flops / sec / 1e12,
-      "mfu": (model_flops / sec / (jax.device_count() * peak)) if peak else None,
+      "mfu": flops.mfu(b * s / sec, model_flops / (b * s), jax.device_count(),
+                       dev.device_kind),
       "state_gib": {k: v / 2**30 for k, v in state_bytes.items()},
       "state_gib_total": sum(state_bytes.values()) / 2**30,
       "device_peak_gib": (stats["peak_bytes_in_use"] / 2**30

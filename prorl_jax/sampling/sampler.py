@@ -166,9 +166,7 @@ class Sampler:
   # ----------------------------------------------------------------------------- internals
 
   def _batch_sharding(self, ndim: int) -> NamedSharding:
-    spec = sharding.logical_to_spec(("batch",) + (None,) * (ndim - 1), self.rules,
-                                    mesh=self.mesh)
-    return NamedSharding(self.mesh, spec)
+    return sharding.batch_sharding(self.mesh, ndim, self.rules)
 
   def _mesh_context(self):
     if self.mesh is None:

@@ -238,8 +238,7 @@ class Trainer:
                                 tensorboard=cfg.tensorboard)
     self.progress = ProgressBar(cfg.num_steps, initial_step=self.state.step,
                                 enabled=cfg.progress)
-    self.decoder_shape = flops.DecoderShape.from_hf_config(
-        ModelConfig.from_hf_dir(self.model_dir).to_hf_dict())
+    self.decoder_shape = flops.DecoderShape.from_hf_config(self.model_config.to_hf_dict())
     self._last_save_s = 0.0
     if jax.process_index() == 0:
       with open(os.path.join(self.workdir, "operative_config.gin"), "w") as f:

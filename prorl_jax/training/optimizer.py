@@ -117,7 +117,8 @@ class NonFiniteGuardState(NamedTuple):
   inner_state: optax.OptState
 
 
-def _all_finite(tree: Any) -> jax.Array:
+def all_finite(tree: Any) -> jax.Array:
+  """Scalar bool: every floating-point leaf of `tree` is finite (other leaves are ignored)."""
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
   return jnp.stack(leaves).all() if leaves else jnp.array(True)
@@ -140,7 +141,7 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
 
   def update_fn(updates, state, params=None, **extra_args):
     new_updates, new_inner = inner.update(updates, state.inner_state, params, **extra_args)
-    ok = jnp.logical_and(_all_finite(updates), _all_finite(new_updates))
+    ok = jnp.logical_and(all_finite(updates), all_finite(new_updates))
     new_updates = jax.tree.map(lambda u: jnp.where(ok, u, jnp.zeros_like(u)), new_updates)
     new_inner = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_inner, state.inner_state)
     bad = jnp.logical_not(ok).astype(jnp.int32)

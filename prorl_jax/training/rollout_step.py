@@ -123,9 +123,6 @@ class Scorer:
     return self._thread.submit(
         lambda: [score_response(r, t, config=self.config) for r, t in items])
 
-  def metrics(self) -> dict[str, float]:
-    return self._pool.metrics() if self._pool is not None else {}
-
   def close(self) -> None:
     if self._pool is not None:
       self._pool.close()
@@ -261,13 +258,6 @@ def collect_rollouts(*, sampler: Sampler, params: Any, tokenizer: Any, prompt_it
       reward_s=reward_s)
 
 
-def batch_sharding(mesh: jax.sharding.Mesh, ndim: int,
-                   rules: sharding.Rules = sharding.TRAIN_RULES) -> jax.sharding.NamedSharding:
-  """Rows over the mesh's batch axes ('data', 'fsdp'), other dims replicated."""
-  spec = sharding.logical_to_spec(("batch",) + (None,) * (ndim - 1), rules, mesh=mesh)
-  return jax.sharding.NamedSharding(mesh, spec)
-
-
 @functools.partial(jax.jit, static_argnames=("estimator", "kwargs", "prompt_width"))
 def _advantages_BxS(rewards_NxG, loss_mask_BxS, *, estimator: str, kwargs: tuple,
                     prompt_width: int):
@@ -291,7 +281,8 @@ def device_fields(rb: RolloutBatch, mesh: jax.sharding.Mesh, config: RolloutConf
   """
   tb = rb.batch
   n_local = rb.rewards_NxG.shape[0]
-  put = lambda x: distributed.global_batch_array(np.asarray(x), batch_sharding(mesh, x.ndim))
+  put = lambda x: distributed.global_batch_array(np.asarray(x),
+                                                 sharding.batch_sharding(mesh, x.ndim))
   fields = {
       "tokens_BxS": put(tb.tokens_BxS.astype(np.int32)),
       "positions_BxS": put(tb.positions_BxS.astype(np.int32)),

@@ -153,10 +153,6 @@ def _guard_count(opt_state: Any) -> jax.Array | None:
     return None
 
 
-def _all_finite(tree: Any) -> jax.Array:
-  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]).all()
-
-
 class TrainStep:
   """Jitted actor log-probs and updates for one policy graph (module docstring).
 
@@ -218,12 +214,9 @@ class TrainStep:
     """Rows over the 'batch' rule's mesh axes (where they divide B), other dims replicated."""
     if self.mesh is None:
       return None
-
-    def one(x):
-      axes = ("batch",) + (None,) * (len(x.shape) - 1)
-      return NamedSharding(self.mesh, sharding.logical_to_spec(
-          axes, self.rules, mesh=self.mesh, shape=x.shape))
-    return jax.tree.map(one, batch)
+    return jax.tree.map(
+        lambda x: sharding.batch_sharding(self.mesh, len(x.shape), self.rules, shape=x.shape),
+        batch)
 
   def place_params(self, params: Any) -> Any:
     """`params` laid out by the rules on the mesh (unchanged without a mesh)."""
@@ -380,7 +373,7 @@ class TrainStep:
     if before is not None:
       skipped = _guard_count(new_opt_state) - before
     else:
-      skipped = jnp.logical_not(_all_finite(grads)).astype(jnp.int32)
+      skipped = jnp.logical_not(opt_lib.all_finite(grads)).astype(jnp.int32)
       new_opt_state = jax.tree.map(lambda n, o: jnp.where(skipped > 0, o, n), new_opt_state,
                                    opt_state)
     # Bit-identical params on a skipped update (p + 0.0 would turn -0.0 into +0.0).
