@@ -287,10 +287,13 @@ class TrainStep:
     def fn(params, batch):
       split = {n: jnp.moveaxis(getattr(batch, n).reshape(b // k, k, s), 1, 0) for n in names}
 
-      def one(mb):
-        logp_BxW, _ = self._window_logp(params, self._constrain_rows(mb), window, False)
-        return logp_BxW
-      logp_KxRxW = jax.lax.map(one, split)
+      # The parameters ride in the scan carry rather than in the body's closure: a model
+      # merged from closed-over (outer-trace) parameters cannot be run under nnx.remat
+      # (TraceContextError, "Cannot mutate Param from a different trace level").
+      def one(p, mb):
+        logp_BxW, _ = self._window_logp(p, self._constrain_rows(mb), window, False)
+        return p, logp_BxW
+      _, logp_KxRxW = jax.lax.scan(one, params, split)
       logp_BxW = jnp.moveaxis(logp_KxRxW, 0, 1).reshape(b, window[1])
       start, width = window
       logp_BxS = jnp.pad(logp_BxW, ((0, 0), (start, s - start - width)))

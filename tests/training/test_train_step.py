@@ -214,3 +214,21 @@ def test_adafactor_state_on_a_mesh_equals_no_mesh(setup):
   moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
               for a, b in zip(jax.tree.leaves(out["plain"][0]), jax.tree.leaves(params)))
   assert moved > 1e-4
+
+
+def test_logprobs_in_micro_batches_under_remat_equal_reference(setup):
+  """`TrainerConfig.remat=True` with micro-batched log-probs (a scan over micro-batches of a
+  rematerialized model) used to fail with flax's TraceContextError; it equals the independent
+  full-logit reference."""
+  import dataclasses
+  from prorl_jax.models import Decoder
+  graphdef, params, batch = setup
+  cfg = nnx.merge(graphdef, params).config
+  remat_graphdef, _ = nnx.split(Decoder(dataclasses.replace(cfg, remat=True), rngs=nnx.Rngs(0)))
+  step = ts_lib.TrainStep(remat_graphdef, _sgd(learning_rate=1.0),
+                          ts_lib.UpdateConfig(micro_batch_rows=2), temperature=TAU)
+  got = np.asarray(step.logprobs(params, batch))
+  want = np.asarray(helpers.reference_logp(graphdef, params, batch, TAU))
+  mask = batch.loss_mask_BxS
+  np.testing.assert_allclose(got[mask], want[mask], atol=1e-5)
+  assert (got[~mask] == 0).all()
