@@ -62,14 +62,14 @@ def bindings(assets: dict[str, Any], **overrides: Any) -> list[str]:
       "EvalConfig.max_new_tokens": 8,
   }
   values.update(overrides)
-  return [f"{k} = {_gin_value(v)}" for k, v in values.items()]
+  return [f"{k} = {gin_value(v)}" for k, v in values.items()]
 
 
-def _gin_value(v: Any) -> str:
+def gin_value(v: Any) -> str:
   if isinstance(v, str) and v.startswith("@"):
     return v
   if isinstance(v, tuple):
-    return "(" + "".join(f"{_gin_value(x)}, " for x in v) + ")"
+    return "(" + "".join(f"{gin_value(x)}, " for x in v) + ")"
   return json.dumps(v) if not isinstance(v, bool) and v is not None else repr(v)
 
 

@@ -148,9 +148,11 @@ def test_main_end_to_end(reference_run, env):
   import transformers
   model = transformers.AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32)
   ours = h.read_safetensors(final)
-  for name, p in model.state_dict().items():
-    if name in ours:
-      np.testing.assert_array_equal(p.numpy(), ours[name])
+  theirs = model.state_dict()
+  tied_only = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+  assert set(ours) == set(theirs) - tied_only, sorted(set(ours) ^ set(theirs))
+  for name, p in ours.items():
+    np.testing.assert_array_equal(theirs[name].numpy(), p)
   # The evaluation loader reads the checkpoint's policy (architecture from extras["model_dir"]).
   orbax_params = param_arrays(load_policy(os.path.join(workdir, "checkpoints")).model)
   hf_params = param_arrays(load_policy(final).model)

@@ -42,7 +42,7 @@ SHORT = {
 
 
 def _run(workdir: str, cache: str) -> str:
-  bindings = [f"{k} = {lh._gin_value(v)}" for k, v in SHORT.items()]  # pylint: disable=protected-access
+  bindings = [f"{k} = {lh.gin_value(v)}" for k, v in SHORT.items()]
   log = workdir + ".log"
   proc = lh.start_main(workdir, bindings, cache, config=QUICKSTART_CONFIG, log=log)
   rc = proc.wait(timeout=900)
@@ -77,6 +77,33 @@ def test_every_phase_writes_its_outputs(run):
     assert t["prompts"] == 3 and 0.0 <= t["base"] <= 1.0 and 0.0 <= t["final"] <= 1.0
   assert set(head["timing_s"]) == {"data", "base", "rl", "eval", "total"}
   assert "all tasks" in log and "held-out pass@1" in log  # the table on stdout
+
+
+def test_headline_pass_at_1_equals_rescored_samples(run):
+  """The table's pass@1 per task, recomputed by hand: every evaluated response re-scored by the
+  verifier against its held-out record, then the mean over prompts of the fraction of the n=2
+  samples that score 1.0."""
+  from prorl_jax.data.readers import read_records
+  from prorl_jax.rewards import score_response
+  workdir, _, _ = run
+  records, _, _ = read_records(os.path.join(workdir, "data", "heldout.jsonl"))
+  by_id = {r.id: r for r in records}
+  with open(os.path.join(workdir, "quickstart_summary.json")) as f:
+    head = json.load(f)
+  for checkpoint in ("base", "final"):
+    correct: dict[str, dict[str, list[bool]]] = {}
+    with open(os.path.join(workdir, "eval", checkpoint, "samples.jsonl")) as f:
+      for line in f:
+        row = json.loads(line)
+        reward = score_response(by_id[row["prompt_id"]], row["response"]).reward
+        assert reward == row["score"], row
+        correct.setdefault(row["dataset"], {}).setdefault(row["prompt_id"], []).append(
+            reward >= 1.0)
+    assert set(correct) == set(head["tasks"])
+    for task, prompts in correct.items():
+      assert len(prompts) == 3 and all(len(v) == 2 for v in prompts.values())
+      expected = sum(sum(v) / len(v) for v in prompts.values()) / len(prompts)
+      assert head["tasks"][task][checkpoint] == pytest.approx(expected), (checkpoint, task)
 
 
 def test_the_v2_schedule_turns_inside_the_run(run):
